@@ -7,7 +7,7 @@ its conversion to the generic handler, per generic variant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Callable, Literal, Mapping, Protocol, Sequence
 
 from .kernel.mm import Pte
@@ -15,6 +15,7 @@ from .kernel.mm import Pte
 if TYPE_CHECKING:
     from .generic import GenericPageFault
     from .kernel.kernel import Kernel
+    from .outcome import Normalisation
 
 Fidelity = Literal["hooked", "mmu"]
 Access = Literal["read", "write", "rmw", "fetch"]
@@ -114,8 +115,8 @@ class Arch:
     cpu_features: tuple[str, ...] = ()
     generic_hooks: tuple[str, ...] = ()
     notes: str = ""
-    kernel_text_extable: bool = True
-    extra: Mapping[str, object] = field(default_factory=dict)
+    normalisations: tuple["Normalisation", ...] = ()
+    capstone: tuple[int, int] | None = None  # (CS_ARCH_*, CS_MODE_*) for `pfdiff show`  # intended differences, each with its reason
 
     def conversion(self, variant: str) -> ConvertedHandler:
         return self.conversions.get(variant) or self.conversions[self.default_conversion]

@@ -3,7 +3,7 @@ in a fresh simulated kernel, re-execute until it completes or ends, for legacy a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .arch import Arch, Cpu, CpuRun, Fidelity, NativeFault
@@ -164,4 +164,5 @@ class Differ:
             convert(k, fault, hooks_handler)
 
         gen = run_side(scenario, arch, cpu, generic)
-        return Result(scenario, self.variant.name, legacy, gen, compare(arch.name, legacy, gen, self.policy))
+        policy = replace(self.policy, normalisations=self.policy.normalisations + arch.normalisations)
+        return Result(scenario, self.variant.name, legacy, gen, compare(arch.name, legacy, gen, policy))
