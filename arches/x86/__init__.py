@@ -6,6 +6,8 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+import capstone
+
 from harness.arch import Arch, Fidelity
 
 from . import convert, legacy
@@ -44,7 +46,8 @@ def _arch(name: str, p: X86Params, catalogue, layout, fidelities: tuple[Fidelity
                      "fixed": partial(_converted, p, convert.finish_fixed)},
         cpu_features=("nx", "smep", "smap", "ac"),
         generic_hooks=("stack_can_grow", "instruction_pointer"),
-        notes="the RFC's own conversion; arch/x86/mm/fault.c v4.0")
+        notes="the RFC's own conversion; arch/x86/mm/fault.c v4.0",
+        capstone=(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if p.word_bytes == 8 else capstone.CS_MODE_32))
 
 
 X86_64 = _arch("x86_64", PARAMS_X86_64, CATALOGUE_X86_64, LAYOUT_X86_64, ("mmu", "hooked"))
