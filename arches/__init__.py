@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "x86_64": "arches.x86:X86_64",
     "i386": "arches.x86:I386",
+    "riscv64": "arches.riscv:RISCV64",
 }
 
 

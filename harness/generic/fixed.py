@@ -93,7 +93,12 @@ def generic_page_fault(k: "Kernel", hooks: "ArchFaultHooks", regs: "NativeFault"
     major = 0
     k.perf_sw_event("PERF_COUNT_SW_PAGE_FAULTS")
 
-    if not k.down_read_trylock():
+    # Hook plain_down_read: riscv needs it because its handler takes mmap_sem with a plain
+    # down_read() and no trylock/exception-table guard, so a contended kernel-mode fault without
+    # an extable entry waits for the lock instead of oopsing (riscv v4.15 fault.c L80-81).
+    if getattr(hooks, "plain_down_read", False):
+        k.down_read()
+    elif not k.down_read_trylock():
         if not flags & FAULT_FLAG_USER and not k.search_exception_tables(hooks.instruction_pointer(regs)):
             k.decide("generic:trylock_failed_no_exception_entry", "return VM_FAULT_SIGSEGV")
             return VM_FAULT_SIGSEGV
@@ -110,7 +115,10 @@ def generic_page_fault(k: "Kernel", hooks: "ArchFaultHooks", regs: "NativeFault"
             if not vma.flags & VM_GROWSDOWN:
                 k.decide("generic:bad_area", "vma above, not VM_GROWSDOWN")
                 return _bad_area(k)
-            if flags & FAULT_FLAG_USER and not hooks.stack_can_grow(regs, flags, address, vma):
+            # Hook stack_check_all_modes: arm needs it because its stack floor (addr >=
+            # FIRST_USER_ADDRESS, arch/arm/mm/fault.c L249-251) also applies to kernel-mode faults.
+            if ((flags & FAULT_FLAG_USER or getattr(hooks, "stack_check_all_modes", False))
+                    and not hooks.stack_can_grow(regs, flags, address, vma)):
                 k.decide("generic:bad_area", "stack_can_grow() refused")
                 return _bad_area(k)
             if k.expand_stack(vma, address):
@@ -125,6 +133,12 @@ def generic_page_fault(k: "Kernel", hooks: "ArchFaultHooks", regs: "NativeFault"
 
         fault = k.handle_mm_fault(vma, address, flags)
         major |= fault & VM_FAULT_MAJOR
+        # Hook account_pass: riscv needs it because it counts maj/min per pass (first pass only,
+        # from that pass's result, RETRY included) rather than once at the end; when an arch
+        # supplies it, it does all maj/min accounting and the end-of-fault accounting is skipped.
+        account_pass = getattr(hooks, "account_pass", None)
+        if account_pass is not None:
+            account_pass(k, regs, flags, fault)
 
         if fault & VM_FAULT_RETRY:
             if flags & FAULT_FLAG_ALLOW_RETRY:
@@ -137,6 +151,12 @@ def generic_page_fault(k: "Kernel", hooks: "ArchFaultHooks", regs: "NativeFault"
             if flags & FAULT_FLAG_USER:
                 k.decide("generic:retry_abort_user", "return 0")
                 return 0
+            # Hook kernel_retry_fatal_returns: arm needs it because v4.0 arm returns to the
+            # faulting kernel instruction on RETRY with a fatal signal (fault.c L317-318; changed
+            # only by 746a272e "ARM: 8692/1" in 2017) instead of taking the fixup.
+            if getattr(hooks, "kernel_retry_fatal_returns", False) and k.fatal_signal_pending():
+                k.decide("generic:retry_abort_kernel", "return 0 (arch: kernel_retry_fatal_returns)")
+                return 0
             k.decide("generic:retry_abort_kernel", "return fault|VM_FAULT_SIGBUS")
             return fault | VM_FAULT_SIGBUS
         break
@@ -146,6 +166,9 @@ def generic_page_fault(k: "Kernel", hooks: "ArchFaultHooks", regs: "NativeFault"
         k.decide("generic:mm_fault_error")
         return mm_fault_error(k, regs, flags, address, fault)
 
+    if account_pass is not None:
+        k.decide("generic:account_pass")
+        return fault | major
     if major:
         tsk.maj_flt += 1
         k.perf_sw_event("PERF_COUNT_SW_PAGE_FAULTS_MAJ")
