@@ -15,6 +15,8 @@ REGISTRY: dict[str, str] = {
     "x86_64": "arches.x86:X86_64",
     "i386": "arches.x86:I386",
     "riscv64": "arches.riscv:RISCV64",
+    "arm": "arches.arm:ARM",
+    "riscv64": "arches.riscv:RISCV64",
 }
 
 
