@@ -16,6 +16,8 @@ REGISTRY: dict[str, str] = {
     "i386": "arches.x86:I386",
     "riscv64": "arches.riscv:RISCV64",
     "arm": "arches.arm:ARM",
+    "ppc64": "arches.powerpc:PPC64",
+    "ppc32": "arches.powerpc:PPC32",
     "riscv64": "arches.riscv:RISCV64",
 }
 
