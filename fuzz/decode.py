@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from harness.arch import Arch
-from harness.kernel.constants import (PAGE_SIZE, VM_EXEC, VM_FAULT_FALLBACK, VM_FAULT_HWPOISON,
+from harness.kernel.constants import (PAGE_SIZE, VM_EXEC, VM_FAULT_HWPOISON,
                                       VM_FAULT_HWPOISON_LARGE, VM_FAULT_MAJOR, VM_FAULT_OOM,
                                       VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
                                       VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE)
@@ -22,7 +22,7 @@ DECODER_VERSION = 1
 INJECTIONS: tuple[int | None, ...] = (
     None, None, None, 0, VM_FAULT_MAJOR, VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
     VM_FAULT_HWPOISON, VM_FAULT_HWPOISON_LARGE | (1 << 12), VM_FAULT_RETRY,
-    VM_FAULT_RETRY | VM_FAULT_MAJOR, VM_FAULT_FALLBACK, VM_FAULT_OOM | VM_FAULT_MAJOR,
+    VM_FAULT_RETRY | VM_FAULT_MAJOR, VM_FAULT_OOM | VM_FAULT_MAJOR,
     VM_FAULT_SIGBUS | VM_FAULT_MAJOR, VM_FAULT_HWPOISON_LARGE,
 )
 VMA_PROTS = (VM_READ, VM_READ | VM_WRITE, VM_READ | VM_EXEC, VM_READ | VM_WRITE | VM_EXEC, 0,
@@ -107,11 +107,13 @@ def decode(data: bytes, arch: Arch) -> Scenario:
 
     kind = r.below(8)
     if kind == 7 and r.chance(8):
-        addr = arch.layout.task_size + r.below(4) * PAGE_SIZE  # a kernel address
+        addr = arch.layout.kernel_fault_address + r.below(4) * PAGE_SIZE  # a kernel address
     else:
         page = span_lo + r.below(max(1, (span_hi - span_lo) // PAGE_SIZE)) * PAGE_SIZE
         offset = r.choice((0, 8, PAGE_SIZE - 8, PAGE_SIZE - 1, PAGE_SIZE - 4, 0x800, r.below(256)))
         addr = page + offset
+        if addr >= arch.layout.task_size:  # the span ran past user space: aim at kernel space
+            addr = arch.layout.kernel_fault_address + (addr - arch.layout.task_size)
     insn_spec = arch.catalogue[insn]
     width_mask = ~(insn_spec.width - 1) if insn_spec.access != "fetch" else ~3
     addr &= width_mask & ((1 << arch.word_bits) - 1)
@@ -121,7 +123,8 @@ def decode(data: bytes, arch: Arch) -> Scenario:
     cushion = 65536 + 32 * word
     sp = {0: addr + 8 * word, 1: addr + cushion, 2: addr + cushion + 8 * word, 3: addr + 4096,
           4: arch.layout.user_top, 5: addr - 16, 6: addr + 2048, 7: addr + 2048 + 16}[sp_choice]
-    sp = (sp & ~(word - 1)) & ((1 << arch.word_bits) - 1)
+    # The stack stays in user space: an sp past TASK_SIZE is #GP/#SS on x86, not a page fault.
+    sp = min(sp & ~(word - 1), arch.layout.task_size) & ((1 << arch.word_bits) - 1)
 
     flags = r.u8()
     more = r.u8()

@@ -76,7 +76,10 @@ class Cpu(Protocol):
     fidelity: Fidelity
 
     def execute(self, run: CpuRun) -> NativeFault | None:
-        """Run the instruction; the fault the CPU raised, or None if it completed."""
+        """Run the instruction; the fault the CPU raised, or None if it completed.
+
+        Raises harness.scenario.ScenarioError (or a subclass) for a run the CPU cannot express
+        faithfully (an address the arch cannot fault on with a page fault, say)."""
         ...
 
 
@@ -90,6 +93,12 @@ class Layout:
     user_top: int           # a typical top of the user stack
     mmap_min_addr: int = 65536
     page_size: int = 4096
+    kernel_probe: int | None = None  # an unmapped kernel address for kernel-address faults
+                                     # (default: 4 MiB below kernel_text)
+
+    @property
+    def kernel_fault_address(self) -> int:
+        return self.kernel_probe if self.kernel_probe is not None else self.kernel_text - (4 << 20)
 
 
 # The arch's legacy handler and its conversion both act on the Kernel they are given.

@@ -226,3 +226,12 @@ def test_find_vma_returns_first_vma_ending_above():
     assert k.mm.find_vma(A + 0x1000) is v2
     assert k.mm.find_vma(A + 0x4000) is None
     assert k.mm.find_vma(A - 1) is v1
+
+
+def test_injected_fallback_is_dropped():
+    # __handle_mm_fault L3218-3247: VM_FAULT_FALLBACK from the huge-page path falls back to a
+    # small page; it never reaches the arch handler.
+    from harness.kernel.constants import VM_FAULT_FALLBACK
+    vma = Vma(A, A + 0x1000, RW, pgoff=A >> 12)
+    k = make_kernel([vma], inject=[VM_FAULT_FALLBACK])
+    assert fault(k, vma, A, X86_FLAGS) == 0 and A in k.mm.ptes

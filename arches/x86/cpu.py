@@ -16,6 +16,7 @@ from unicorn import (UC_ARCH_X86, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_INT
                      UC_PROT_EXEC, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, UC_TLB_CPU, Uc, UcError)
 from unicorn import x86_const as R
 
+from harness.scenario import ScenarioError
 from harness.arch import CpuRun, Fidelity, Instruction, Layout, NativeFault
 from harness.kernel.mm import Pte
 
@@ -41,7 +42,7 @@ LAYOUT_I386 = Layout(task_size=0xC0000000, user_text=0x08048000, kernel_text=0xC
 Variant = Literal["x86_64", "i386"]
 
 
-class UnsupportedRun(ValueError):
+class UnsupportedRun(ScenarioError):
     """A run this CPU cannot execute faithfully (non-canonical address, overlap with the CPU's own
     pages, an instruction not meant for the mode). The message is one line."""
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .constants import (FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_KILLABLE, FAULT_FLAG_RETRY_NOWAIT,
                         FAULT_FLAG_TRIED, FAULT_FLAG_WRITE, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE,
-                        VM_EXEC, VM_FAULT_ERROR, VM_FAULT_HWPOISON, VM_FAULT_LOCKED,
+                        VM_EXEC, VM_FAULT_ERROR, VM_FAULT_FALLBACK, VM_FAULT_HWPOISON, VM_FAULT_LOCKED,
                         VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
                         VM_FAULT_WRITE, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE)
 from .mm import Pte, Vma
@@ -24,11 +24,15 @@ def handle_mm_fault(k: "Kernel", vma: Vma, address: int, flags: int) -> int:
     allocation or I/O failed); otherwise (0 or MAJOR) the fault is handled naturally and the
     injected bits are ORed in. RETRY honours the core's contract: it exists only with
     ALLOW_RETRY, or on a killable lock with a fatal signal pending, and it drops mmap_sem unless
-    RETRY_NOWAIT was set; an injected RETRY outside that contract is dropped.
+    RETRY_NOWAIT was set; an injected RETRY outside that contract is dropped. VM_FAULT_FALLBACK
+    never leaves __handle_mm_fault() (it falls back to a small page, mm/memory.c L3218-3247), so
+    an injected FALLBACK bit is dropped too.
     """
     k.count_vm_event("PGFAULT")
     injected = k.inject[k.injected] if k.injected < len(k.inject) else None
     k.injected += 1
+    if injected is not None:
+        injected &= ~VM_FAULT_FALLBACK
     if injected is not None and injected & (VM_FAULT_ERROR | VM_FAULT_RETRY):
         if injected & VM_FAULT_RETRY:
             if _retry_possible(k, flags):

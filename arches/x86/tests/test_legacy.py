@@ -163,9 +163,10 @@ def test_file_beyond_eof_is_sigbus_adrerr():
 
 
 def test_fallback_only_error_is_bug():
-    # mm_fault_error L904: no known error bit -> BUG().
+    # mm_fault_error L904: no known error bit -> BUG(). (handle_mm_fault never returns FALLBACK,
+    # so the branch is reached directly.)
     with pytest.raises(KernelBug):
-        handle(kernel([Vma(A, A + 0x1000, VM_READ, pgoff=A >> 12)], inject=[VM_FAULT_FALLBACK]), regs(0x4, A))
+        legacy.mm_fault_error(kernel(), P, regs(0x4, A), 0x4, A, VM_FAULT_FALLBACK)
 
 
 def test_retry_with_fatal_signal_user_returns_silently_kernel_no_context_sigbus():
