@@ -104,8 +104,15 @@ def flag_names(value: int, table: Mapping[str, int]) -> list[str]:
 
 
 def flags_from_names(names: Iterable[str], table: Mapping[str, int], what: str) -> int:
+    """The inverse of flag_names(): names, plus hex for bits without one (the hwpoison index)."""
     value = 0
     for name in names:
+        if name.startswith("0x"):
+            try:
+                value |= int(name, 16)
+                continue
+            except ValueError:
+                pass
         if name not in table:
             raise ValueError(f"unknown {what} {name!r}")
         value |= table[name]

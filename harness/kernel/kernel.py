@@ -217,14 +217,19 @@ class Kernel:
         self.call("pagefault_out_of_memory")
 
     # -- exception tables and death ------------------------------------------------------------
+    def in_extable(self, ip: int) -> bool:
+        """`extable` holds pages of kernel text whose every instruction has an exception-table
+        entry (a uaccess routine), so each catalogue instruction there is covered."""
+        return ip & PAGE_MASK in self.extable
+
     def search_exception_tables(self, ip: int) -> bool:
-        found = ip in self.extable
+        found = self.in_extable(ip)
         self.call("search_exception_tables", f"{ip:#x} -> {'found' if found else 'none'}")
         return found
 
     def fixup_exception(self, ip: int) -> bool:
         """arch fixup_exception(): on an exception-table hit, regs->ip moves to the fixup."""
-        found = ip in self.extable
+        found = self.in_extable(ip)
         self.call("fixup_exception", f"{ip:#x} -> {'fixup' if found else 'none'}")
         if found:
             self.fixups += 1
