@@ -44,13 +44,15 @@ def layout(scenario: Scenario, arch: Arch) -> str:
         lines.append("  (none besides the text page)")
     lines.append("PTEs:")
     ptes = dict(scenario.ptes)
-    pages = sorted(set(ptes) | {scenario.addr & PAGE_MASK, (scenario.addr + 15) & PAGE_MASK,
-                                (scenario.sp - 8) & PAGE_MASK})
+    wrap = (1 << arch.word_bits) - 1
+    below_sp = (scenario.sp - 8) & wrap
+    pages = sorted(set(ptes) | {scenario.addr & PAGE_MASK, ((scenario.addr + 15) & wrap) & PAGE_MASK,
+                                below_sp & PAGE_MASK})
     for page in pages:
         p = ptes.get(page)
         desc = "none" if p is None else p.state + " " + ",".join(
             b for b in ("write", "user", "exec", "dirty", "young", "rsvd") if getattr(p, b))
-        marks = [m for m, a in (("addr", scenario.addr), ("sp-8", scenario.sp - 8)) if a & PAGE_MASK == page]
+        marks = [m for m, a in (("addr", scenario.addr), ("sp-8", below_sp)) if a & PAGE_MASK == page]
         lines.append(f"  {page:#018x} {desc}" + (f"   <- {', '.join(marks)}" if marks else ""))
     t = scenario.task
     conds = [f.replace("_", " ") for f in ("fatal_signal", "sig_on_uaccess_error", "in_atomic", "no_mm",
