@@ -58,9 +58,11 @@ class MmCall:
     flags: int
     result: int
 
+    def arguments(self) -> str:
+        return f"{self.address:#x}, {describe(self.flags, FAULT_FLAGS)} -> {describe(self.result, VM_FAULTS)}"
+
     def __str__(self) -> str:
-        return (f"handle_mm_fault({self.address:#x}, {describe(self.flags, FAULT_FLAGS)}) = "
-                f"{describe(self.result, VM_FAULTS)}")
+        return f"handle_mm_fault({self.arguments()})"
 
 
 @dataclass
@@ -209,7 +211,7 @@ class Kernel:
             raise KernelBug("handle_mm_fault() called without mmap_sem held")
         result = memory.handle_mm_fault(self, vma, address, flags)
         self.mm_calls.append(MmCall(address, flags, result))
-        self.call("handle_mm_fault", str(self.mm_calls[-1]))
+        self.call("handle_mm_fault", self.mm_calls[-1].arguments())
         return result
 
     def pagefault_out_of_memory(self) -> None:
@@ -258,7 +260,9 @@ class Kernel:
         mm = self.mm
         state = (tuple(sorted(mm.ptes.items())) if mm else (),
                  tuple((v.start, v.end, tuple(sorted(v.page_cache.items()))) for v in mm.vmas) if mm else (),
-                 self.injected, tuple(sorted(self.swap_cache)), len(self.task.signals))
+                 # Past the end of the injection list every call is natural: no more state.
+                 min(self.injected, len(self.inject)), tuple(sorted(self.swap_cache)),
+                 len(self.task.signals))
         return state
 
     def page_of(self, address: int) -> int:
