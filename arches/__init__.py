@@ -14,10 +14,10 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "x86_64": "arches.x86:X86_64",
     "i386": "arches.x86:I386",
-    "riscv64": "arches.riscv:RISCV64",
-    "arm": "arches.arm:ARM",
     "ppc64": "arches.powerpc:PPC64",
     "ppc32": "arches.powerpc:PPC32",
+    "arm64": "arches.arm64:ARM64",
+    "arm": "arches.arm:ARM",
     "riscv64": "arches.riscv:RISCV64",
 }
 

@@ -1,0 +1,1 @@
+arm64: signal SIGSEGV -> SIGBUS [sigsegv | generic:mm_fault_error:sigbus]

@@ -1,0 +1,1 @@
+arm64: disposition signal -> killed [sigsegv | generic:account_major]

@@ -1,0 +1,1 @@
+arm64: disposition signal -> completed [sigsegv | generic:account_minor]

@@ -1,0 +1,1 @@
+arm64: signal.code SEGV_ACCERR -> SEGV_MAPERR [sigsegv | generic:mm_fault_error:sigsegv]

@@ -1,0 +1,1 @@
+arm64: disposition signal -> livelock [sigsegv | generic:account_minor]

@@ -1,0 +1,1 @@
+arm64: signal SIGBUS -> SIGSEGV [sigsegv | generic:bad_access]

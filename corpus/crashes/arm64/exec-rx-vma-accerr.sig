@@ -1,0 +1,1 @@
+arm64: disposition completed -> signal [good_area | generic:bad_access]

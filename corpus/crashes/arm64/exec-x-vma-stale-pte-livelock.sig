@@ -1,0 +1,1 @@
+arm64: disposition livelock -> signal [good_area | generic:bad_access]
