@@ -3,8 +3,14 @@ v4.0 prologue of do_page_fault() stays (error-code masking, the kernel-address a
 exits, DABR on 6xx, store_updates_sp() read outside mmap_sem), the native information becomes
 FAULT_FLAG_* bits, generic_page_fault() does the VMA work, and the VM_FAULT_* result goes back to
 powerpc's own exits (bad_area_nosemaphore, do_sigbus, the SIGKILL return for kernel fatal signals,
-bad_page_fault). The CMO hypervisor page-in accounting is done here, after the generic code,
-from the VM_FAULT_MAJOR it returns: the RFC author's own example of "done outside the generic code".
+bad_page_fault). The CMO hypervisor page-in accounting is done here, after the generic code: the
+RFC author's own example of "done outside the generic code". v4.0 bumps lppaca.page_ins in the
+same block that does maj_flt++ (fault.c L448-466), so page_ins counts exactly the faults the kernel
+accounted as major. The conversion follows the generic code's major-fault accounting (maj_flt
+moved during the call), not the VM_FAULT_MAJOR bit of the returned value: that bit survives on
+faults nobody accounted (mm_fault_error's user-OOM exit returns `fault & ~VM_FAULT_ERROR`, MAJOR
+included, after pagefault_out_of_memory()). Faults that went through a retry differ by design
+(first-attempt vs. once-at-the-end accounting); see normalise.py "ppc-retried-fault-accounting".
 
 The same conversion is used with `rfc2015` and `fixed`; it supplies the powerpc hooks that `fixed`
 reads (access_error, stack_check_all_modes); the posting ignores them.
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING
 from harness.kernel.constants import (FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_EXEC, FAULT_FLAG_KILLABLE,
                                       FAULT_FLAG_PROT, FAULT_FLAG_USER, FAULT_FLAG_WRITE,
                                       PAGE_SHIFT, SEGV_ACCERR, SEGV_MAPERR, SIGKILL, SIGSEGV,
-                                      VM_FAULT_ACCESS, VM_FAULT_MAJOR, VM_FAULT_SIGBUS,
+                                      VM_FAULT_ACCESS, VM_FAULT_SIGBUS,
                                       VM_FAULT_SIGSEGV)
 
 from . import legacy
@@ -99,7 +105,9 @@ def converted_do_page_fault(k: "Kernel", p: PpcParams, regs: "PpcFault",
         flags |= FAULT_FLAG_PROT
 
     hooks = PpcFaultHooks(p, error_code, store_update_sp)
+    maj_flt = k.task.maj_flt
     fault = generic_page_fault(k, hooks, regs, flags, address)
+    accounted_major = k.task.maj_flt != maj_flt
 
     if fault & VM_FAULT_SIGSEGV:
         code = SEGV_ACCERR if fault & VM_FAULT_ACCESS else SEGV_MAPERR
@@ -116,8 +124,10 @@ def converted_do_page_fault(k: "Kernel", p: PpcParams, regs: "PpcFault",
             return SIGKILL
         k.decide("VM_FAULT_SIGBUS:do_sigbus")
         return legacy.do_sigbus_nosemaphore(k, regs, address, fault)
-    if fault & VM_FAULT_MAJOR and k.features.get("cmo", False):
-        # CONFIG_PPC_SMLPAR: the hypervisor's CMO page-in count, outside the generic code.
+    if accounted_major and k.features.get("cmo", False):
+        # CONFIG_PPC_SMLPAR: the hypervisor's CMO page-in count, outside the generic code, for
+        # exactly the faults accounted as major (v4.0 L448-466 does it beside maj_flt++). Not
+        # `fault & VM_FAULT_MAJOR`: the user-OOM exit returns MAJOR on an unaccounted fault.
         for _ in range(1 << (PAGE_SHIFT - 12)):
             k.perf_sw_event(CMO_COUNTER)
     return 0

@@ -46,7 +46,10 @@ NORMALISATIONS: tuple[Normalisation, ...] = (
         "v4.0 powerpc accounts maj/min (and the CMO page_ins) on the first attempt only, with that "
         "attempt's MAJOR bit, even if the retry then fails (L447-475); the RFC deliberately accounts "
         "once at the end, MAJOR if any attempt was major, nothing on error (include/linux/fault.h: "
-        "'VM_FAULT_MAJOR will be set even if there was a retry'). For faults that went through a "
-        "retry the maj_flt/min_flt counters and the MAJ/MIN/page_ins events are not compared.",
+        "'VM_FAULT_MAJOR will be set even if there was a retry'). The CMO page_ins follows the "
+        "major-fault accounting on both sides (v4.0 bumps it beside maj_flt++, L448-466; the "
+        "conversion only sees the once-at-the-end result, not each attempt's MAJOR bit). For faults "
+        "that went through a retry the maj_flt/min_flt counters and the MAJ/MIN/page_ins events "
+        "are not compared.",
         _retried_fault_accounting),
 )

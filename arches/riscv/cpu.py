@@ -50,7 +50,6 @@ PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(
 SATP_MODE_SV39 = 8 << 60
 
 PAGE = 4096
-NOP = bytes.fromhex("13000000")  # addi x0, x0, 0
 
 # Linux riscv64 (v4.15): TASK_SIZE = PGDIR_SIZE * PTRS_PER_PGD / 2 = 256 GiB; PAGE_OFFSET
 # 0xffffffe000000000; the vmalloc area is the 64 GiB below it.
@@ -119,6 +118,23 @@ def _faulting_part(insn: Instruction, offset: int) -> str:
     if insn.name == "lr_sc.d":
         return "read" if offset == 0 else "rmw"
     return insn.access
+
+
+def _instruction_count(insn: Instruction) -> int:
+    """How many instructions a run executes: the catalogue entry's own, never one more.
+
+    Stop by instruction count, never by an `until` address: with the exit address at the fetch
+    target, Unicorn probes the byte before it and reports that as the fault address. A fetch is
+    complete when the CPU arrives at its target: Unicorn's count limit stops the run at the start
+    of the next instruction only after it has translated the block there, i.e. after the fetch
+    at the target passed the MMU (a forbidden fetch raises cause 12 first). Nothing at the target
+    is executed, so its contents do not matter (zeros in the text page, stale data frames).
+    Executing one more instruction there (a placed nop) made the CPU report faults the catalogue
+    instruction never caused: an illegal-instruction exception where no nop could be placed
+    (the target in the text page), and a fetch fault on the next page after a nop in a page's
+    last word.
+    """
+    return len(insn.encoding) // 4
 
 
 def canonical_sv39(va: int) -> bool:
@@ -208,7 +224,7 @@ class RiscvMmuCpu(_Base):
         uc.emu_stop()
 
     # -- page tables ---------------------------------------------------------------------------
-    def _build(self, ptes: Mapping[int, Pte], insn: str, target: int) -> int:
+    def _build(self, ptes: Mapping[int, Pte], insn: str) -> int:
         uc = self.uc
         zero = bytes(PAGE)
         for t in self._used_tables:
@@ -241,8 +257,6 @@ class RiscvMmuCpu(_Base):
             if not canonical_sv39(va) or va == LAYOUT.user_text:
                 continue
             leaf(va, frame, leaf_bits(pte))
-            if va == target & ~(PAGE - 1):
-                uc.mem_write(frame + (target & (PAGE - 1)), NOP)
             frame += PAGE
         ut = ptes.get(LAYOUT.user_text)
         if ut is not None:
@@ -270,7 +284,7 @@ class RiscvMmuCpu(_Base):
         insn = CATALOGUE[run.insn]
         text, ea = self._regs(run, insn)
         uc.context_restore(self.clean)
-        root = self._build(run.ptes, run.insn, ea if insn.access == "fetch" else -1)
+        root = self._build(run.ptes, run.insn)
         user = run.mode == "user"
         uc.reg_write(UC_RISCV_REG_MSTATUS, SR_SUM if run.features.get("sum", False) and not user else 0)
         uc.reg_write(UC_RISCV_REG_SATP, SATP_MODE_SV39 | (root >> 12))
@@ -283,10 +297,7 @@ class RiscvMmuCpu(_Base):
         uc.reg_write(UC_RISCV_REG_SP, run.sp)
         uc.reg_write(UC_RISCV_REG_PRIV, 0 if user else 1)  # last: no CSR access once in U
         self._hit = None
-        # Stop by instruction count, never by an `until` address: with the exit address at the
-        # fetch target, Unicorn probes the byte before it and reports that as the fault address.
-        # A fetch counts as completed once the instruction at its target has run (a nop there).
-        count = len(insn.encoding) // 4 + (1 if insn.access == "fetch" else 0)
+        count = _instruction_count(insn)
         try:
             uc.emu_start(text, text + 0xF00, count=count)
         except UcError as e:
@@ -374,8 +385,6 @@ class RiscvHookedCpu(_Base):
             self._mapped.append(va)
         if text in pages:
             uc.mem_write(text, insn.encoding)
-        if insn.access == "fetch" and (ea & ~(PAGE - 1)) in pages:
-            uc.mem_write(ea, NOP)
         uc.context_restore(self.clean)
         uc.reg_write(UC_RISCV_REG_A0, run.addr if insn.name in _SP_RELATIVE else ea)
         uc.reg_write(UC_RISCV_REG_A1, 0x1111)
@@ -384,7 +393,7 @@ class RiscvHookedCpu(_Base):
         uc.reg_write(UC_RISCV_REG_S0, 0x5050)
         uc.reg_write(UC_RISCV_REG_SP, run.sp)
         self._hit = None
-        count = len(insn.encoding) // 4 + (1 if insn.access == "fetch" else 0)
+        count = _instruction_count(insn)
         try:
             uc.emu_start(text, text + 0xF00, count=count)
         except UcError:
