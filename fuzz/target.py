@@ -4,15 +4,32 @@ Run as a libFuzzer program (`python -m fuzz.target --arch=x86_64 --generic=rfc20
 --findings=DIR [libFuzzer flags] [CORPUS_DIR...]`; our options take the `=` form); `pfdiff fuzz` starts it in child processes.
 A divergence is recorded, never raised, so one campaign collects every finding; a Python
 exception inside the models is recorded as a harness-error finding and fuzzing goes on.
+
+Test hooks (hidden from the CLI, for the campaign's crash-isolation tests): PFDIFF_TEST_CRASH_ON
+and PFDIFF_TEST_HANG_ON each hold comma-separated hex prefixes; an input starting with one of them
+makes the target call os.abort() (a native crash, as a fault inside Unicorn would be) or sleep
+forever (a hang, for libFuzzer's -timeout). Unset, they cost one check per input.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
+
+
+def _prefixes(name: str) -> tuple[bytes, ...]:
+    """The test-hook prefixes in environment variable `name` (comma-separated hex)."""
+    value = os.environ.get(name, "")
+    try:
+        return tuple(bytes.fromhex(p) for p in value.split(",") if p.strip())
+    except ValueError:
+        raise SystemExit(f"pfdiff: {name}={value!r} is not comma-separated hex") from None
+
 
 class Target:
     """TestOneInput for one arch (or all of them) and one generic variant."""
@@ -31,6 +48,8 @@ class Target:
         self.arches = [get_arch(n) for n in self.names]
         self.differ = Differ(load_variant(variant), load_policy(triage), fidelity)  # type: ignore[arg-type]
         self.store = FindingsStore(findings)
+        self.crash_on = _prefixes("PFDIFF_TEST_CRASH_ON")
+        self.hang_on = _prefixes("PFDIFF_TEST_HANG_ON")
         if len(self.arches) == 1:
             one = self.arches[0]
             self.decode: Callable[[bytes], object] = lambda data: decode(data, one)
@@ -40,6 +59,11 @@ class Target:
     def __call__(self, data: bytes) -> None:
         from harness.report import full_report
 
+        if self.crash_on and data.startswith(self.crash_on):
+            os.abort()
+        if self.hang_on and data.startswith(self.hang_on):
+            while True:
+                time.sleep(3600)
         scenario = self.decode(data)
         try:
             result = self.differ.run(scenario)  # type: ignore[arg-type]
@@ -50,7 +74,8 @@ class Target:
                               traceback.format_exc())
             return
         d = result.divergence
-        if d is not None:
+        if d is not None and not self.store.count_if_known(d.signature):
+            # Only a signature this process has not stored yet needs its report built.
             from arches import get_arch
             report = full_report(result, get_arch(scenario.arch))  # type: ignore[attr-defined]
             self.store.record(d.signature, "divergence", scenario.dumps(), data, report,  # type: ignore[attr-defined]
