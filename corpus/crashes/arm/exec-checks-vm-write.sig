@@ -1,0 +1,1 @@
+arm: disposition completed -> signal [handled | generic:bad_access]

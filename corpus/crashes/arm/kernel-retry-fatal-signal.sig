@@ -1,0 +1,1 @@
+arm: disposition completed -> fixup [handled | generic:retry_abort_kernel]

@@ -1,0 +1,1 @@
+ppc64: disposition signal -> livelock [bad_area | generic:account_minor]

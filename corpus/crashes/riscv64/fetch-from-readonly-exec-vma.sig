@@ -1,0 +1,1 @@
+riscv64: signal.code SEGV_MAPERR -> SEGV_ACCERR [bad_area | generic:bad_access]

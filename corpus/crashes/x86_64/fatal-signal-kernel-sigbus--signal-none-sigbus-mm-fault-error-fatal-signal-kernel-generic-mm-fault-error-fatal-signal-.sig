@@ -1,0 +1,1 @@
+x86_64: signal none -> SIGBUS [mm_fault_error:fatal_signal_kernel | generic:mm_fault_error:fatal_signal_kernel]

@@ -1,0 +1,1 @@
+x86_64: signal.code SEGV_MAPERR -> SEGV_ACCERR [bad_area | generic:bad_area]
