@@ -340,6 +340,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_options(p: argparse.ArgumentParser) -> None:
+    """The options of every command that re-runs scenarios through legacy and a generic variant."""
+    p.add_argument("--generic", default="rfc2015", help="rfc2015 (default), fixed, or module:function")
+    p.add_argument("--triage", type=Path, default=DEFAULT_TRIAGE, help="triage file (suppressions)")
+    p.add_argument("--fidelity", choices=("mmu", "hooked"), help="CPU fidelity (default: the arch's first)")
+
+
 def build_parser() -> Parser:
     p = Parser(prog="pfdiff", description="Differential fuzzing of Linux 4.0 page-fault handlers "
                "against the 2015 generic page-fault RFC.")
@@ -364,11 +371,9 @@ def build_parser() -> Parser:
 
     r = sub.add_parser("repro", help="replay scenario JSON files or raw fuzzer inputs")
     r.add_argument("files", type=Path, nargs="+", metavar="FILE")
-    r.add_argument("--generic", default="rfc2015")
     r.add_argument("--arch", help="arch for raw inputs")
     r.add_argument("--json", action="store_true")
-    r.add_argument("--triage", type=Path, default=DEFAULT_TRIAGE)
-    r.add_argument("--fidelity", choices=("mmu", "hooked"))
+    _replay_options(r)
     r.set_defaults(func=cmd_repro)
 
     s = sub.add_parser("show", help="lay out a scenario: VMAs, PTEs, the instruction")
@@ -382,9 +387,7 @@ def build_parser() -> Parser:
 
     t = sub.add_parser("triage", help="re-run a findings directory: new / known / fixed / changed")
     t.add_argument("dir", type=Path, nargs="?", metavar="DIR", help="findings directory")
-    t.add_argument("--triage", type=Path, default=DEFAULT_TRIAGE, help="triage file (suppressions)")
-    t.add_argument("--generic", default="rfc2015")
-    t.add_argument("--fidelity", choices=("mmu", "hooked"))
+    _replay_options(t)
     t.add_argument("--list", action="store_true", help="list normalisations and suppressions")
     t.set_defaults(func=cmd_triage)
 
@@ -392,9 +395,7 @@ def build_parser() -> Parser:
     m.add_argument("file", type=Path, metavar="FILE", help="scenario JSON or raw fuzzer input")
     m.add_argument("-o", "--output", type=Path, help="write the minimised JSON here (default stdout)")
     m.add_argument("--arch", help="arch for a raw input")
-    m.add_argument("--generic", default="rfc2015")
-    m.add_argument("--triage", type=Path, default=DEFAULT_TRIAGE)
-    m.add_argument("--fidelity", choices=("mmu", "hooked"))
+    _replay_options(m)
     m.set_defaults(func=cmd_minimize)
 
     h = sub.add_parser("report", help="one self-contained HTML page for a findings directory")
@@ -402,9 +403,7 @@ def build_parser() -> Parser:
     h.add_argument("--html", type=Path, required=True, metavar="OUT", help="the HTML file to write")
     h.add_argument("--corpus", type=Path, metavar="DIR", help="also replay a corpus for coverage")
     h.add_argument("--arch", help="arch of raw corpus inputs (default: the corpus directory's name)")
-    h.add_argument("--generic", default="rfc2015")
-    h.add_argument("--triage", type=Path, default=DEFAULT_TRIAGE)
-    h.add_argument("--fidelity", choices=("mmu", "hooked"))
+    _replay_options(h)
     h.set_defaults(func=cmd_report)
 
     c = sub.add_parser("corpus", help="merge, prune, and convert corpora (libFuzzer semantics)")
