@@ -197,15 +197,21 @@ def last_route(o: Outcome, prefix: str = "") -> str:
     return "-"
 
 
+COUNTS = ("faults", "signals", "handle_mm_fault.calls", "maj_flt", "min_flt", "fields")
+
+
 def signature(arch: str, name: str, lv: str, gv: str, legacy: Outcome, generic: Outcome) -> str:
     """`arch: field legacy -> generic [legacy route | generic route]`: one line per root cause.
 
-    Field names are reduced to their kind (handle_mm_fault[1].flags -> handle_mm_fault.flags)
-    and addresses are left out, so the same defect hit at different addresses is one finding.
+    Field names are reduced to their kind (handle_mm_fault[1].flags -> handle_mm_fault.flags),
+    addresses and counters are left out and counts reduced to their direction, so the same defect
+    hit at different addresses, or after a different number of retries, is one finding.
     """
     kind = name.split("[")[0] + ("." + name.split(".")[-1] if "[" in name else "")
-    if kind in ("signal.addr", "vmas", "ptes") or kind.endswith(".address"):
+    if kind in ("signal.addr", "vmas", "ptes", "perf") or kind.endswith(".address"):
         values = "differs"
+    elif kind in COUNTS and lv.isdigit() and gv.isdigit():
+        values = "more in generic" if int(gv) > int(lv) else "fewer in generic"
     else:
         values = f"{lv} -> {gv}"
     groute = last_route(generic, "generic:")

@@ -1,1 +1,1 @@
-arm64: faults 2 -> 1 [kernel:no_context | generic:retry_abort_kernel]
+arm64: faults fewer in generic [kernel:no_context | generic:retry_abort_kernel]

@@ -1,1 +1,1 @@
-riscv64: maj_flt 0 -> 1 [done | generic:account_major]
+riscv64: maj_flt more in generic [done | generic:account_major]

@@ -1,0 +1,1 @@
+arm: disposition completed -> oops [handled | generic:bad_access]

@@ -1,0 +1,1 @@
+arm: disposition killed -> signal [handled | generic:bad_access]

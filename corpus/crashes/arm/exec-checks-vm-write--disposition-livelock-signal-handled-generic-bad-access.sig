@@ -1,0 +1,1 @@
+arm: disposition livelock -> signal [handled | generic:bad_access]

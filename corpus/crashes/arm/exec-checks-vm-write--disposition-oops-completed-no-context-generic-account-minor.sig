@@ -1,0 +1,1 @@
+arm: disposition oops -> completed [no_context | generic:account_minor]

@@ -1,0 +1,1 @@
+arm: disposition oops -> livelock [no_context | generic:account_minor]

@@ -1,0 +1,1 @@
+arm: disposition signal -> completed [bad_access | generic:account_minor]

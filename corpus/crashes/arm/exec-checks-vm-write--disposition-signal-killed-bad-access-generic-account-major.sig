@@ -1,0 +1,1 @@
+arm: disposition signal -> killed [bad_access | generic:account_major]

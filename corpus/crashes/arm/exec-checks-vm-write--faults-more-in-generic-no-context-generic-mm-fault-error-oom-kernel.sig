@@ -1,0 +1,1 @@
+arm: faults more in generic [no_context | generic:mm_fault_error:oom_kernel]

@@ -1,0 +1,1 @@
+arm: signal.code SEGV_ACCERR -> SEGV_MAPERR [bad_access | generic:mm_fault_error:sigsegv]

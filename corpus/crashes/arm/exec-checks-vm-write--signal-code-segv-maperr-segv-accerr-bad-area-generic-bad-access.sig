@@ -1,0 +1,1 @@
+arm: signal.code SEGV_MAPERR -> SEGV_ACCERR [bad_area | generic:bad_access]

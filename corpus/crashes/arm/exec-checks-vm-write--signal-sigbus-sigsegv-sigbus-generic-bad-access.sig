@@ -1,0 +1,1 @@
+arm: signal SIGBUS -> SIGSEGV [sigbus | generic:bad_access]

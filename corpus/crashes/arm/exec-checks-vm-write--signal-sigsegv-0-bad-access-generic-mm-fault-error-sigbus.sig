@@ -1,0 +1,1 @@
+arm: signal SIGSEGV -> 0 [bad_access | generic:mm_fault_error:sigbus]

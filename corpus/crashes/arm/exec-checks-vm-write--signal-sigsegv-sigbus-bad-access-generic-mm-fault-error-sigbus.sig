@@ -1,0 +1,1 @@
+arm: signal SIGSEGV -> SIGBUS [bad_access | generic:mm_fault_error:sigbus]

@@ -1,0 +1,1 @@
+arm: disposition completed -> oops [handled | generic:retry_abort_kernel]

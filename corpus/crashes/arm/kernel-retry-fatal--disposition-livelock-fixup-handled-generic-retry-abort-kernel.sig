@@ -1,0 +1,1 @@
+arm: disposition livelock -> fixup [handled | generic:retry_abort_kernel]

@@ -1,0 +1,1 @@
+arm: faults fewer in generic [no_context | generic:retry_abort_kernel]

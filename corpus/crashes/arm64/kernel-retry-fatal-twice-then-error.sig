@@ -1,1 +1,0 @@
-arm64: faults 3 -> 1 [kernel:no_context | generic:retry_abort_kernel]

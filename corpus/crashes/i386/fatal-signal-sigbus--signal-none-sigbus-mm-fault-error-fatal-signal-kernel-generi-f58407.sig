@@ -1,0 +1,1 @@
+i386: signal none -> SIGBUS [mm_fault_error:fatal_signal_kernel | generic:mm_fault_error:fatal_signal_kernel]

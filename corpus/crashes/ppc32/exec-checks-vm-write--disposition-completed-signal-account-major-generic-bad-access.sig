@@ -1,0 +1,1 @@
+ppc32: disposition completed -> signal [account_major | generic:bad_access]

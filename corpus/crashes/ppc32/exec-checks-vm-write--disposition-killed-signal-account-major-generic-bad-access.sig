@@ -1,0 +1,1 @@
+ppc32: disposition killed -> signal [account_major | generic:bad_access]

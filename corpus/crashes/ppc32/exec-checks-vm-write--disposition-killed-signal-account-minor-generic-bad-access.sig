@@ -1,0 +1,1 @@
+ppc32: disposition killed -> signal [account_minor | generic:bad_access]

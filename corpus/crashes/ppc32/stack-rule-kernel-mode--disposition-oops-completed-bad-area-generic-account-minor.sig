@@ -1,0 +1,1 @@
+ppc32: disposition oops -> completed [bad_area | generic:account_minor]

@@ -1,0 +1,1 @@
+ppc64: disposition completed -> oops [account_minor | generic:bad_access]

@@ -1,0 +1,1 @@
+ppc64: disposition completed -> signal [good_area | generic:bad_access]

@@ -1,0 +1,1 @@
+ppc64: disposition killed -> signal [account_minor | generic:bad_access]

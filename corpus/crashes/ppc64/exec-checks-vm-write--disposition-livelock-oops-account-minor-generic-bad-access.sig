@@ -1,0 +1,1 @@
+ppc64: disposition livelock -> oops [account_minor | generic:bad_access]

@@ -1,0 +1,1 @@
+ppc64: disposition signal -> killed [bad_area | generic:mm_fault_error:sigbus]

@@ -1,0 +1,1 @@
+riscv64: disposition fixup -> kernel_bug [access_error | generic:mm_fault_error:sigsegv]

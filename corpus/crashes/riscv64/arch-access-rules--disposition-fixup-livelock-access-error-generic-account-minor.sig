@@ -1,0 +1,1 @@
+riscv64: disposition fixup -> livelock [access_error | generic:account_minor]

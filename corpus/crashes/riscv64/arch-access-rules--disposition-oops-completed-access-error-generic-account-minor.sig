@@ -1,0 +1,1 @@
+riscv64: disposition oops -> completed [access_error | generic:account_minor]

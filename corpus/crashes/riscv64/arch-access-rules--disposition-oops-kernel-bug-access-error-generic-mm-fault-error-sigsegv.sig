@@ -1,0 +1,1 @@
+riscv64: disposition oops -> kernel_bug [access_error | generic:mm_fault_error:sigsegv]

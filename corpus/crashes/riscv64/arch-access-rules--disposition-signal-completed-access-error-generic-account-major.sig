@@ -1,0 +1,1 @@
+riscv64: disposition signal -> completed [access_error | generic:account_major]

@@ -1,0 +1,1 @@
+riscv64: disposition signal -> killed [access_error | generic:account_minor]

@@ -1,0 +1,1 @@
+riscv64: disposition completed -> signal [done | generic:bad_access]

@@ -1,0 +1,1 @@
+riscv64: disposition killed -> signal [done | generic:bad_access]

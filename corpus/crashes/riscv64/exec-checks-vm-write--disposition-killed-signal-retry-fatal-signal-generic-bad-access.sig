@@ -1,0 +1,1 @@
+riscv64: disposition killed -> signal [retry_fatal_signal | generic:bad_access]

@@ -1,0 +1,1 @@
+riscv64: disposition livelock -> oops [done | generic:bad_access]

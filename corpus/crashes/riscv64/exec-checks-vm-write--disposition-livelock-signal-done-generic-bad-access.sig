@@ -1,0 +1,1 @@
+riscv64: disposition livelock -> signal [done | generic:bad_access]

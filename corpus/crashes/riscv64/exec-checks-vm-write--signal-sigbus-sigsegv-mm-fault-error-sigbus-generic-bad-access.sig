@@ -1,0 +1,1 @@
+riscv64: signal SIGBUS -> SIGSEGV [mm_fault_error:sigbus | generic:bad_access]

@@ -1,0 +1,1 @@
+riscv64: maj_flt fewer in generic [access_error | generic:bad_access]

@@ -1,0 +1,1 @@
+riscv64: maj_flt fewer in generic [mm_fault_error:BUG | generic:mm_fault_error:sigbus]

@@ -1,0 +1,1 @@
+x86_64: disposition signal -> killed [bad_area_access_error | generic:retry_abort_user]

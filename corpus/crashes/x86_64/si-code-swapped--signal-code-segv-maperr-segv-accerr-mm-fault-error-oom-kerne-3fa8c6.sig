@@ -1,0 +1,1 @@
+x86_64: signal.code SEGV_MAPERR -> SEGV_ACCERR [mm_fault_error:oom_kernel | generic:mm_fault_error:oom_kernel]
