@@ -90,7 +90,9 @@ def converted_do_page_fault(k: "Kernel", p: X86Params, regs: "X86Fault", smap: b
     fault = generic_page_fault(k, X86FaultHooks(p), regs, flags, address)
     if finish(k, p, regs, error_code, address, fault):
         return
-    # check_v8086_mode(): vm86 is not modelled (legacy.py).
+    # The posting reaches check_v8086_mode() after every result without SIGSEGV/SIGBUS, including
+    # the user OOM and retry-abort returns, where v4.0 returned before it.
+    legacy.check_v8086_mode(k, p, regs, address)
 
 
 def finish_rfc2015(k: "Kernel", p: X86Params, regs: "X86Fault", error_code: int, address: int, fault: int) -> bool:

@@ -9,9 +9,13 @@ Not modelled, and why:
     the RFC touches.
   * vmalloc_fault's page-table sync (L264/L362): the simulated init_mm has no vmalloc mappings,
     so vmalloc_fault() always returns -1 (not a vmalloc fault); that is a faithful answer for it.
-  * errata93 (AMD K8 only) and errata100 (compat code segments, which the catalogue never uses);
-    vm86 mode (check_v8086_mode, user_mode_vm's VM flag): Unicorn does not run vm86 code.
-    is_f00f_bug needs an IDT address; no catalogue instruction can fault on the IDT.
+  * errata93 (AMD K8 only) and errata100 (compat code segments, which the catalogue never uses).
+  * vm86 execution: Unicorn does not run vm86 code, so EFLAGS.VM is never set in a fault the CPU
+    raises; check_v8086_mode() and user_mode_vm()'s VM test are modelled and stay inert.
+  * is_f00f_bug: modelled (cpu feature "f00f" = X86_BUG_F00F on i386). On real Pentiums the trap
+    is an implicit supervisor write from user mode, which Unicorn cannot raise; a kernel-mode
+    catalogue access to IDT entry 6 reaches the same code. The address of the read-only IDT alias
+    (fix_to_virt(FIX_F00F_IDT)) depends on the configuration: X86Params.f00f_idt.
   * emulate_vsyscall: the vsyscall page is not mapped by the CPU model (vsyscall=none behaviour,
     which v4.0 supports): the fetch fault takes the ordinary SIGSEGV path. The uaccess side of
     vsyscall emulation is modelled: `sig_on_uaccess_error` in no_context().
@@ -24,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from harness.kernel.constants import (BUS_ADRERR, BUS_MCEERR_AR, FAULT_FLAG_ALLOW_RETRY,
                                       FAULT_FLAG_KILLABLE, FAULT_FLAG_TRIED, FAULT_FLAG_USER,
-                                      FAULT_FLAG_WRITE, PAGE_SHIFT, SEGV_ACCERR, SEGV_MAPERR,
-                                      SIGBUS, SIGSEGV, VM_EXEC, VM_FAULT_ERROR, VM_FAULT_GET_HINDEX,
+                                      FAULT_FLAG_WRITE, ILL_ILLOPN, PAGE_SHIFT, SEGV_ACCERR, SEGV_MAPERR,
+                                      SIGBUS, SIGILL, SIGSEGV, VM_EXEC, VM_FAULT_ERROR, VM_FAULT_GET_HINDEX,
                                       VM_FAULT_HWPOISON, VM_FAULT_HWPOISON_LARGE, VM_FAULT_MAJOR,
                                       VM_FAULT_OOM, VM_FAULT_RETRY, VM_FAULT_SIGBUS,
                                       VM_FAULT_SIGSEGV, VM_GROWSDOWN, VM_READ, VM_WRITE)
@@ -44,7 +48,9 @@ PF_INSTR = 1 << 4
 
 X86_EFLAGS_IF = 0x200
 X86_EFLAGS_AC = 0x40000
+X86_VM_MASK = 0x20000
 X86_TRAP_PF = 14
+X86_TRAP_UD = 6
 # hstate_index_to_shift(): hstates[0] is the 2 MiB size, hstates[1] 1 GiB (x86_64 with gbpages).
 HSTATE_SHIFTS = (21, 30)
 
@@ -58,6 +64,7 @@ class X86Params:
     vmalloc_start: int
     vmalloc_end: int
     smap_config: bool = True  # CONFIG_X86_SMAP
+    f00f_idt: int | None = None  # idt_descr.address with the F00F workaround (i386 only)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -110,6 +117,40 @@ def force_sig_info_fault(k: "Kernel", si_signo: int, si_code: int, address: int,
     k.force_sig_info_fault(si_signo, si_code, address, lsb)
 
 
+def do_invalid_op(k: "Kernel", regs: "X86Fault") -> None:
+    """arch/x86/kernel/traps.c v4.0 DO_ERROR(X86_TRAP_UD, SIGILL) -> do_trap(): kernel regs take
+    the exception-table fixup or die("invalid opcode"); user regs get SIGILL/ILL_ILLOPN at ip."""
+    if not regs.user:
+        if not k.fixup_exception(regs.ip):
+            k.task.thread.update(error_code=0, trap_nr=X86_TRAP_UD)
+            k.die("invalid opcode")
+        return
+    k.task.thread.update(error_code=0, trap_nr=X86_TRAP_UD)
+    k.force_sig_info_fault(SIGILL, ILL_ILLOPN, regs.ip)
+
+
+def is_f00f_bug(k: "Kernel", p: X86Params, regs: "X86Fault", address: int) -> bool:
+    """L557-575 (CONFIG_X86_F00F_BUG): a fault on IDT entry 6 is the F00F lockup -> #UD."""
+    if p.f00f_idt is None or not k.features.get("f00f", False):
+        return False
+    if (address - p.f00f_idt) % (1 << (8 * p.word_bytes)) >> 3 != 6:
+        return False
+    k.decide("is_f00f_bug", "do_invalid_op", route=False)
+    do_invalid_op(k, regs)
+    return True
+
+
+def check_v8086_mode(k: "Kernel", p: X86Params, regs: "X86Fault", address: int) -> None:
+    """L299-311 (i386; empty on x86-64, L443-447): a vm86 fault on the DOS screen memory marks
+    it in thread.screen_bitmap."""
+    if p.word_bytes != 4 or not regs.flags & X86_VM_MASK:
+        return
+    bit = ((address - 0xA0000) % (1 << 32)) >> 12
+    if bit < 32:
+        k.task.thread["screen_bitmap"] = k.task.thread.get("screen_bitmap", 0) | (1 << bit)
+        k.decide("check_v8086_mode", f"screen_bitmap bit {bit}", route=False)
+
+
 def pgtable_bad(k: "Kernel", regs: "X86Fault", error_code: int, address: int) -> None:
     """L620-644: "Bad pagetable" oops, then oops_end(SIGKILL) -> do_exit."""
     k.decide("pgtable_bad")
@@ -149,7 +190,8 @@ def __bad_area_nosemaphore(k: "Kernel", p: X86Params, regs: "X86Fault", error_co
         k.task.thread.update(cr2=address, error_code=error_code, trap_nr=X86_TRAP_PF)
         force_sig_info_fault(k, SIGSEGV, si_code, address, 0)
         return
-    # is_f00f_bug: not reachable from the catalogue (module docstring).
+    if is_f00f_bug(k, p, regs, address):
+        return
     no_context(k, p, regs, error_code, address, SIGSEGV, si_code)
 
 
@@ -365,7 +407,7 @@ def __do_page_fault(k: "Kernel", p: X86Params, regs: "X86Fault", error_code: int
         tsk.min_flt += 1
         k.perf_sw_event("PERF_COUNT_SW_PAGE_FAULTS_MIN")
         k.decide("account_minor")
-    # check_v8086_mode(): vm86 is not modelled (module docstring).
+    check_v8086_mode(k, p, regs, address)
 
 
 def do_page_fault(k: "Kernel", p: X86Params, regs: "X86Fault", smap: bool) -> None:

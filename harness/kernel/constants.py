@@ -60,6 +60,7 @@ VM_GROWSDOWN = 0x100
 VM_LOCKED = 0x2000
 
 # Signals (x86, powerpc, arm, arm64, riscv share these numbers).
+SIGILL = 4
 SIGBUS = 7
 SIGKILL = 9
 SIGSEGV = 11
@@ -70,6 +71,8 @@ BUS_ADRALN = 1
 BUS_ADRERR = 2
 BUS_OBJERR = 3
 BUS_MCEERR_AR = 4
+ILL_ILLOPC = 1
+ILL_ILLOPN = 2
 SI_KERNEL = 0x80
 
 ENOMEM = 12
@@ -85,12 +88,13 @@ VM_FAULTS: Mapping[str, int] = {k: v for k, v in _names("VM_FAULT_").items()
                                 if k not in ("VM_FAULT_ERROR", "VM_FAULT_HWPOISON_LARGE_MASK")}
 VM_FLAGS: Mapping[str, int] = {k: v for k, v in _names("VM_").items()
                                if not k.startswith("VM_FAULT_")}
-SIGNALS: Mapping[int, str] = {SIGBUS: "SIGBUS", SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV"}
+SIGNALS: Mapping[int, str] = {SIGILL: "SIGILL", SIGBUS: "SIGBUS", SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV"}
 SI_CODES: Mapping[tuple[int, int], str] = {
     (SIGSEGV, SEGV_MAPERR): "SEGV_MAPERR", (SIGSEGV, SEGV_ACCERR): "SEGV_ACCERR",
     (SIGSEGV, SI_KERNEL): "SI_KERNEL", (SIGBUS, BUS_ADRALN): "BUS_ADRALN",
     (SIGBUS, BUS_ADRERR): "BUS_ADRERR", (SIGBUS, BUS_OBJERR): "BUS_OBJERR",
     (SIGBUS, BUS_MCEERR_AR): "BUS_MCEERR_AR",
+    (SIGILL, ILL_ILLOPC): "ILL_ILLOPC", (SIGILL, ILL_ILLOPN): "ILL_ILLOPN",
 }
 
 

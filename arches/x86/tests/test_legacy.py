@@ -266,3 +266,46 @@ def test_exec_bit_of_vma_is_irrelevant_to_x86_conversion():
     k = kernel([Vma(A, A + 0x1000, VM_READ | VM_EXEC, pgoff=A >> 12)])
     converted(k, regs(0x14, A, ip=A), rfc2015, convert.finish_rfc2015)
     assert not k.task.signals and k.task.min_flt == 1
+
+
+# -- i386 only: the F00F workaround and vm86 -------------------------------------------------------
+
+P32 = PARAMS_I386
+
+
+def kernel32(**kw) -> Kernel:
+    k = kernel(**kw)
+    k.features["f00f"] = True
+    return k
+
+
+def test_f00f_fault_on_idt_entry_6_is_invalid_op():
+    # is_f00f_bug L557-575: (address - idt) >> 3 == 6 -> do_invalid_op; traps.c do_trap_no_signal:
+    # kernel regs -> fixup_exception, else die("invalid opcode") (no SIGSEGV, even with
+    # sig_on_uaccess_error, since no_context is not reached).
+    addr = P32.f00f_idt + 6 * 8 + 3
+    k = kernel32(extable=True, sig_on_uaccess=True)
+    handle(k, regs(0x2, addr, user=False), P32)
+    assert k.fixups == 1 and not k.task.signals
+    with pytest.raises(Oops, match="invalid opcode"):
+        handle(kernel32(), regs(0x2, addr, user=False), P32)
+
+
+def test_f00f_other_idt_entries_and_cpus_without_the_bug_take_no_context():
+    k = kernel32(extable=True, sig_on_uaccess=True)
+    handle(k, regs(0x2, P32.f00f_idt + 7 * 8, user=False), P32)
+    assert signals(k) == [(SIGSEGV, SEGV_MAPERR, P32.f00f_idt + 7 * 8)]
+    k = kernel(extable=True, sig_on_uaccess=True)  # no X86_BUG_F00F
+    handle(k, regs(0x2, P32.f00f_idt + 6 * 8, user=False), P32)
+    assert signals(k) == [(SIGSEGV, SEGV_MAPERR, P32.f00f_idt + 6 * 8)]
+
+
+def test_check_v8086_mode_marks_screen_memory_only_in_vm86():
+    # L299-311: v8086_mode(regs) and (address - 0xA0000) >> PAGE_SHIFT < 32 -> screen_bitmap bit.
+    vma = lambda: [Vma(0xA0000, 0xC0000, VM_READ | VM_WRITE, pgoff=0xA0)]
+    k = kernel(vma())
+    handle(k, regs(0x6, 0xA3000, flags=0x20202, sp=0xB0000), P32)
+    assert k.task.thread["screen_bitmap"] == 1 << 3 and k.task.min_flt == 1
+    k = kernel(vma())
+    handle(k, regs(0x6, 0xA3000, sp=0xB0000), P32)
+    assert "screen_bitmap" not in k.task.thread
