@@ -251,6 +251,12 @@ class Campaign:
         start = time.time()
         self._deadline = None if self.cfg.seconds is None else start + self.cfg.seconds
         runs = self._runs_per_job()
+        if self.cfg.progress == "json":
+            self.out.write(json.dumps({"type": "seeds", "new": self.seeded,
+                                       "skipped": len(self.seed_skipped)}) + "\n")
+        elif self.cfg.progress != "quiet":
+            self.out.write(f"seeds: {self.seeded} new input(s) from corpus/seeds, "
+                           f"{len(self.seed_skipped)} seed(s) skipped (not expressible by the decoder)\n")
         self.workers = [Worker(i, self._spawn(i, runs[i])) for i in range(self.cfg.jobs)]
         previous = signal.signal(signal.SIGINT, self._interrupt)
         previous_term = signal.signal(signal.SIGTERM, self._interrupt)
