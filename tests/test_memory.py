@@ -235,3 +235,16 @@ def test_injected_fallback_is_dropped():
     vma = Vma(A, A + 0x1000, RW, pgoff=A >> 12)
     k = make_kernel([vma], inject=[VM_FAULT_FALLBACK])
     assert fault(k, vma, A, X86_FLAGS) == 0 and A in k.mm.ptes
+
+
+def test_injections_are_reduced_to_results_the_core_can_return():
+    # filemap_fault()/do_swap_page() return RETRY with at most MAJOR; the hwpoison index (bits
+    # 12-15) only travels with VM_FAULT_HWPOISON_LARGE; VM_FAULT_ACCESS (0x80) is the RFC's.
+    from harness.kernel.memory import core_result
+    from harness.kernel.constants import VM_FAULT_ACCESS, VM_FAULT_HWPOISON_LARGE
+    assert core_result(VM_FAULT_RETRY | VM_FAULT_MAJOR | VM_FAULT_SIGBUS) == VM_FAULT_RETRY | VM_FAULT_MAJOR
+    assert core_result(VM_FAULT_HWPOISON_LARGE | 0x3000) == VM_FAULT_HWPOISON_LARGE | 0x3000
+    assert core_result(VM_FAULT_SIGBUS | 0x3000) == VM_FAULT_SIGBUS
+    assert core_result(VM_FAULT_SIGSEGV | VM_FAULT_ACCESS | 0x10000) == VM_FAULT_SIGSEGV
+    assert core_result(VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_MAJOR) == VM_FAULT_SIGBUS | VM_FAULT_MAJOR
+    assert core_result(VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE | 0x3000) == VM_FAULT_HWPOISON

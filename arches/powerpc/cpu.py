@@ -58,6 +58,8 @@ from harness.kernel.constants import PAGE_MASK, PAGE_SIZE
 from harness.kernel.mm import Pte
 from harness.scenario import ScenarioError
 
+PPC_ALIGNMENT_INTERRUPT = 5  # QEMU's POWERPC_EXCP_ALIGN, as Unicorn reports it to UC_HOOK_INTR
+
 # arch/powerpc/include/asm/reg.h v4.0
 MSR_SF = 1 << 63
 MSR_ISF = 1 << 61
@@ -359,6 +361,10 @@ class PpcCpu:
             return self._fault(insn, user, main, addr, regs, wanted, denied)
         if insn.access == "fetch" and not self.reached_target and self.intr is None:
             raise RuntimeError(f"{run.insn}: the fetch neither completed nor faulted")
+        if self.intr == PPC_ALIGNMENT_INTERRUPT:
+            # lwarx/stwcx./lmw/dcbz on a misaligned address: an alignment interrupt (0x600),
+            # handled by alignment_exception(), not by do_page_fault().
+            raise ScenarioError(f"{run.insn} at {addr:#x}: alignment interrupt, not a page fault")
         if self.intr is not None and not (insn.access == "fetch" and self.reached_target):
             raise RuntimeError(f"{run.insn}: unexpected interrupt {self.intr}")
         return None

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from .constants import (FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_KILLABLE, FAULT_FLAG_RETRY_NOWAIT,
                         FAULT_FLAG_TRIED, FAULT_FLAG_WRITE, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE,
-                        VM_EXEC, VM_FAULT_ERROR, VM_FAULT_FALLBACK, VM_FAULT_HWPOISON, VM_FAULT_LOCKED,
+                        VM_EXEC, VM_FAULT_ERROR, VM_FAULT_HWPOISON_LARGE, VM_FAULT_HWPOISON_LARGE_MASK,
+                        VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_HWPOISON, VM_FAULT_LOCKED,
                         VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
                         VM_FAULT_WRITE, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE)
 from .mm import Pte, Vma
@@ -26,13 +27,18 @@ def handle_mm_fault(k: "Kernel", vma: Vma, address: int, flags: int) -> int:
     ALLOW_RETRY, or on a killable lock with a fatal signal pending, and it drops mmap_sem unless
     RETRY_NOWAIT was set; an injected RETRY outside that contract is dropped. VM_FAULT_FALLBACK
     never leaves __handle_mm_fault() (it falls back to a small page, mm/memory.c L3218-3247), so
-    an injected FALLBACK bit is dropped too.
+    an injected FALLBACK bit is dropped too, and so is anything else the core never returns:
+    bits outside the v4.0 VM_FAULT_* set (VM_FAULT_ACCESS is the RFC's), the hwpoison index
+    without VM_FAULT_HWPOISON_LARGE, error bits beside RETRY (filemap_fault() and
+    do_swap_page() return RETRY with at most MAJOR), and all but the lowest of several error
+    bits (every error path of the v4.0 core returns one: `return VM_FAULT_OOM;`, `ret =
+    VM_FAULT_HWPOISON;`, ...).
     """
     k.count_vm_event("PGFAULT")
     injected = k.inject[k.injected] if k.injected < len(k.inject) else None
     k.injected += 1
     if injected is not None:
-        injected &= ~VM_FAULT_FALLBACK
+        injected = core_result(injected)
     if injected is not None and injected & (VM_FAULT_ERROR | VM_FAULT_RETRY):
         if injected & VM_FAULT_RETRY:
             if _retry_possible(k, flags):
@@ -46,6 +52,26 @@ def handle_mm_fault(k: "Kernel", vma: Vma, address: int, flags: int) -> int:
         k.call("inject", f"or {injected:#x}")
         ret |= injected
     return ret
+
+
+V40_RESULT_BITS = (VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_MAJOR | VM_FAULT_WRITE | VM_FAULT_HWPOISON
+                   | VM_FAULT_HWPOISON_LARGE | VM_FAULT_SIGSEGV | VM_FAULT_NOPAGE | VM_FAULT_LOCKED
+                   | VM_FAULT_RETRY)
+
+
+def core_result(value: int) -> int:
+    """The nearest result handle_mm_fault() can really return (see handle_mm_fault's docstring)."""
+    hindex = value & VM_FAULT_HWPOISON_LARGE_MASK if value & VM_FAULT_HWPOISON_LARGE else 0
+    value &= V40_RESULT_BITS
+    if value & VM_FAULT_RETRY:
+        value &= VM_FAULT_RETRY | VM_FAULT_MAJOR
+    errors = value & VM_FAULT_ERROR
+    if errors:
+        lowest = errors & -errors
+        value = (value & ~VM_FAULT_ERROR) | lowest
+    if not value & VM_FAULT_HWPOISON_LARGE:
+        hindex = 0
+    return value | hindex
 
 
 def _retry_possible(k: "Kernel", flags: int) -> bool:
