@@ -1,0 +1,1 @@
+arm: disposition killed -> signal [retry_fatal_signal | generic:bad_access]

@@ -1,0 +1,1 @@
+arm: disposition signal -> livelock [bad_access | generic:account_major]

@@ -1,0 +1,1 @@
+arm: disposition livelock -> oops [handled | generic:retry_abort_kernel]

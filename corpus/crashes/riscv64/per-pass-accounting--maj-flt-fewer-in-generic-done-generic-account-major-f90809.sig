@@ -1,0 +1,1 @@
+riscv64: maj_flt fewer in generic [done | generic:account_major]
