@@ -335,7 +335,7 @@ class Arm64Cpu:
         start = LAYOUT.kernel_text + (STUB_OFFSET if mode == "user" else 0)
         try:
             self.uc.emu_start(start, 0, count=8)
-        except UcError:
+        except UcError:  # a fault stops emulation with an error; the hooks have recorded it
             pass
 
     def execute(self, run: CpuRun) -> Arm64Fault | None:
@@ -541,7 +541,7 @@ class HookedArm64Cpu:
         self._intr = None
         try:
             uc.emu_start(base, 0, count=8)
-        except UcError:
+        except UcError:  # a fault stops emulation with an error; the hooks have recorded it
             pass
         return base, pages
 
