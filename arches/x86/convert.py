@@ -111,7 +111,8 @@ def finish_rfc2015(k: "Kernel", p: X86Params, regs: "X86Fault", error_code: int,
 
 def finish_fixed(k: "Kernel", p: X86Params, regs: "X86Fault", error_code: int, address: int, fault: int) -> bool:
     if fault & VM_FAULT_FATAL_SIGNAL:
-        # FIX(x86_64: signal none -> SIGBUS [mm_fault_error:fatal_signal_kernel | ...]):
+        # FIX(x86_64: signal none -> SIGBUS [mm_fault_error:fatal_signal_kernel |
+        #     generic:mm_fault_error:fatal_signal_kernel]):
         # v4.0 fixes up with signal 0 so sig_on_uaccess_error raises nothing.
         k.decide("VM_FAULT_FATAL_SIGNAL:no_context")
         legacy.no_context(k, p, regs, error_code, address, 0, 0)

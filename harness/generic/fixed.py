@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from ..kernel import Kernel, Vma
     from . import ArchFaultHooks
 
-# FIX(x86_64: signal none -> SIGBUS ... [mm_fault_error:fatal_signal_kernel]): the posting turns
+# FIX(x86_64: signal none -> SIGBUS [mm_fault_error:fatal_signal_kernel |
+#     generic:mm_fault_error:fatal_signal_kernel], corpus/crashes/*/fatal-signal-sigbus--*): the posting turns
 # "fatal signal pending in kernel mode" into VM_FAULT_SIGBUS, and every arch then raises SIGBUS
 # through its sig_on_uaccess_error / fixup path, where legacy fixes up with no signal at all.
 # The generic code needs a way to say "fix up, raise nothing": this bit (free in v4.0, above
@@ -69,12 +70,14 @@ def access_error(k: "Kernel", hooks: "ArchFaultHooks", regs: "NativeFault", flag
             return True
         return False
     if flags & FAULT_FLAG_EXEC:
-        # FIX(exec fault to a VMA without VM_EXEC accepted): the posting tests VM_WRITE here.
+        # FIX(e.g. arm64: disposition completed -> signal [good_area | generic:bad_access],
+        # corpus/crashes/*/exec-checks-vm-write--*): the posting tests VM_WRITE here.
         if not vma.flags & VM_EXEC:
             k.decide("generic:access_error:exec_to_nonexec_vma")
             return True
         return False
-    # FIX(x86_64: disposition signal -> livelock [access_error ...]): the posting tests x86's
+    # FIX(x86_64: disposition signal -> livelock [bad_area_access_error | generic:account_minor],
+    # corpus/crashes/x86_64/pf-prot-unchecked--*): the posting tests x86's
     # PF_PROT (0x1 == FAULT_FLAG_WRITE, dead here) instead of FAULT_FLAG_PROT, so a read or fetch
     # protection fault on a present PTE reaches handle_mm_fault(), which returns 0 forever.
     if flags & FAULT_FLAG_PROT:
