@@ -101,7 +101,7 @@ class Suppression:
     """A known divergence: still counted and reported, as known, under its id."""
 
     id: str
-    signature: str  # fnmatch pattern over the signature line
+    signature: str  # a glob over the signature line: `*` and `?` are wildcards, `[` is literal
     note: str
 
 
@@ -113,7 +113,8 @@ class Policy:
 
     def known(self, signature: str) -> Suppression | None:
         for s in self.suppressions:
-            if fnmatch.fnmatchcase(signature, s.signature):
+            # Signatures contain "[legacy | generic]", so "[" is literal, not a character class.
+            if fnmatch.fnmatchcase(signature, s.signature.replace("[", "[[]")):
                 return s
         return None
 

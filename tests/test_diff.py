@@ -126,3 +126,10 @@ def test_scenario_checks_against_the_arch():
         d.run(scenario(vmas=(VmaSpec(0x400000, 0x401000, VM_READ),)))
     with pytest.raises(ScenarioError, match="no feature"):
         d.run(scenario(cpu=(("pku", True),)))
+
+
+def test_a_pasted_signature_matches_itself_brackets_included():
+    sig = "fake64: signal SIGBUS -> SIGSEGV [fake:legacy:sigbus | generic:mm_fault_error:sigbus]"
+    assert Policy(NORMALISATIONS, (Suppression("S", sig, "n"),)).known(sig) is not None
+    assert Policy(NORMALISATIONS, (Suppression("S", "fake64: signal * [*]", "n"),)).known(sig) is not None
+    assert Policy(NORMALISATIONS, (Suppression("S", "fake64: signal SIGBUS -> SIGSEGV [f]", "n"),)).known(sig) is None
