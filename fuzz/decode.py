@@ -274,4 +274,4 @@ def decode_any(data: bytes, arches: Sequence[Arch]) -> Scenario:
     return decode(data[1:], arches[data[0] % len(arches)])
 
 
-__all__ = ["decode", "decode_any", "DECODER_VERSION", "VM_EXEC"]
+__all__ = ["decode", "decode_any", "DECODER_VERSION"]

@@ -99,7 +99,6 @@ def _encode_with_base(s: Scenario, arch: Arch, base_index: int | None, explicit_
     """`base_index` picks one of region_bases(); None writes `explicit_base` instead."""
     lay = arch.layout
     wb = arch.word_bits // 8
-    word_mask = (1 << arch.word_bits) - 1
     w = ByteWriter()
 
     w.chance(s.mode == "kernel")

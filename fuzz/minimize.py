@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from harness.kernel.constants import PAGE_MASK, PAGE_SIZE
-from harness.kernel.mm import Pte
 from harness.scenario import PTE_BITS, Scenario, ScenarioError, TaskSpec, VmaSpec, validate_layout
 
 from .triage import current_signature

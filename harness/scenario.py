@@ -4,10 +4,10 @@ JSON form, the corpus-of-record format users send each other."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Literal, Mapping
 
-from .kernel.constants import PAGE_SIZE, VM_FAULTS, VM_FLAGS, describe, flag_names, flags_from_names
+from .kernel.constants import PAGE_SIZE, VM_FAULTS, VM_FLAGS, flag_names, flags_from_names
 from .kernel.mm import FileBacking, Pte
 
 FORMAT = "pfdiff/1"
@@ -240,8 +240,4 @@ def validate_layout(s: Scenario) -> None:
         seen.add(addr)
 
 
-def describe_vma_flags(flags: int) -> str:
-    return describe(flags, VM_FLAGS)
-
-
-__all__ = ["Scenario", "ScenarioError", "TaskSpec", "VmaSpec", "FORMAT", "asdict"]
+__all__ = ["Scenario", "ScenarioError", "TaskSpec", "VmaSpec", "FORMAT"]

@@ -8,7 +8,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from harness.arch import Arch, Fidelity
-from harness.outcome import Normalisation
 
 from . import convert, legacy
 from .cpu import CATALOGUE_PPC32, CATALOGUE_PPC64, LAYOUT_PPC32, LAYOUT_PPC64, PpcCpu

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from unicorn import (UC_ARCH_RISCV, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MEM_FETCH_PROT,
-                     UC_MEM_FETCH_UNMAPPED, UC_MEM_READ_PROT, UC_MEM_READ_UNMAPPED,
-                     UC_MEM_WRITE_PROT, UC_MEM_WRITE_UNMAPPED, UC_MODE_RISCV64, UC_PROT_ALL,
+                     UC_MEM_FETCH_UNMAPPED, UC_MODE_RISCV64, UC_PROT_ALL,
                      UC_PROT_EXEC, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, Uc, UcError)
 from unicorn.riscv_const import (UC_RISCV_REG_A0, UC_RISCV_REG_A1, UC_RISCV_REG_A2,
                                  UC_RISCV_REG_MSTATUS, UC_RISCV_REG_PC, UC_RISCV_REG_PRIV,

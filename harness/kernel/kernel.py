@@ -8,7 +8,7 @@ from typing import Iterator
 
 from . import memory
 from .constants import (FAULT_FLAGS, PAGE_MASK, SIGKILL, SIGNALS, SI_CODES, VM_FAULTS, describe)
-from .mm import MmLimits, MmStruct, Pte, Vma
+from .mm import MmLimits, MmStruct, Vma
 
 
 class KernelExit(Exception):
@@ -164,12 +164,6 @@ class Kernel:
     def count_vm_event(self, name: str) -> None:
         self.vm_events[name] = self.vm_events.get(name, 0) + 1
 
-    def account_fault(self, major: bool) -> None:
-        if major:
-            self.task.maj_flt += 1
-        else:
-            self.task.min_flt += 1
-
     # -- mmap_sem ------------------------------------------------------------------------------
     def down_read_trylock(self) -> bool:
         if self.mmap_sem.writer_holds:
@@ -249,12 +243,7 @@ class Kernel:
         self.call("do_exit", SIGNALS.get(signo, str(signo)))
         raise Oops(f"do_exit({SIGNALS.get(signo, signo)})")
 
-    # -- the page tables the CPU walks ---------------------------------------------------------
-    def page_tables(self, extra: dict[int, Pte]) -> dict[int, Pte]:
-        ptes = dict(self.mm.ptes) if self.mm is not None else {}
-        ptes.update(extra)
-        return ptes
-
+    # -- livelock detection ---------------------------------------------------------------------
     def fingerprint(self) -> tuple:
         """The state a re-executed instruction depends on, for livelock detection."""
         mm = self.mm
@@ -264,9 +253,6 @@ class Kernel:
                  min(self.injected, len(self.inject)), tuple(sorted(self.swap_cache)),
                  len(self.task.signals))
         return state
-
-    def page_of(self, address: int) -> int:
-        return address & PAGE_MASK
 
 
 __all__ = ["Kernel", "KernelConfig", "Task", "KernelExit", "Oops", "KernelBug", "Event", "SigInfo",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .constants import (FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_KILLABLE, FAULT_FLAG_RETRY_NOWAIT,
-                        FAULT_FLAG_TRIED, FAULT_FLAG_WRITE, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE,
+                        FAULT_FLAG_WRITE, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE,
                         VM_EXEC, VM_FAULT_ERROR, VM_FAULT_HWPOISON_LARGE, VM_FAULT_HWPOISON_LARGE_MASK,
                         VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_HWPOISON, VM_FAULT_LOCKED,
                         VM_FAULT_MAJOR, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV,
@@ -259,4 +259,4 @@ def do_wp_page(k: "Kernel", vma: Vma, address: int, entry: Pte) -> int:
     return VM_FAULT_WRITE
 
 
-__all__ = ["handle_mm_fault", "FAULT_FLAG_TRIED"]
+__all__ = ["handle_mm_fault", "core_result"]
